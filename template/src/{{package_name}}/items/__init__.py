@@ -1,0 +1,1 @@
+"""The example resource: replace it with your own domain."""
