@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# System tools the test tiers need, from Debian's packages. Idempotent.
+set -euo pipefail
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
+if ((${#need[@]})); then
+  echo "ci-tools: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi

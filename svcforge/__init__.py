@@ -1,0 +1,8 @@
+"""svcforge: a Copier template and CLI that start production-ready Python web services."""
+
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+#: Root of the template repository (where copier.yml lives).
+TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
