@@ -5,6 +5,8 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
+# Headless browser for the docs site checks (tests/test_docs.py drives it with Playwright).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ((${#need[@]})); then
   echo "ci-tools: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
