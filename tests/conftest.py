@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +70,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         f"svcforge suite wall time: {time.monotonic() - _suite_start:.1f} s "
         "(renders are cached per answer set, venvs shared per dependency set in .cache/)"
     )
-
-
-@pytest.fixture(scope="session")
-def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield tmp_path_factory.mktemp("work")

@@ -32,4 +32,5 @@ def test_generated_project_passes_its_own_checks(
     run([env.exe("ruff"), "format", "--check", "--no-cache", "."], project, environ)
     run([env.exe("mypy"), "--no-incremental", "--cache-dir=/dev/null"], project, environ)
     result = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, environ)
-    assert " passed" in result.stdout and "failed" not in result.stdout
+    assert " passed" in result.stdout
+    assert "failed" not in result.stdout

@@ -1,6 +1,19 @@
 """Request and response models of the items API."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _reject_bool_and_str(value: object) -> object:
+    """JSON ``true`` and ``"3"`` are not integers; ``3`` and ``3.0`` are."""
+    if isinstance(value, bool | str):
+        raise ValueError("Input should be an integer")
+    return value
+
+
+#: An integer in a JSON body, as JSON Schema defines it.
+JsonInt = Annotated[int, BeforeValidator(_reject_bool_and_str)]
 
 
 class ItemCreate(BaseModel):
@@ -10,7 +23,7 @@ class ItemCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, examples=["widget"])
     description: str | None = Field(default=None, max_length=1_000)
-    quantity: int = Field(default=0, ge=0, le=1_000_000)
+    quantity: JsonInt = Field(default=0, ge=0, le=1_000_000)
 
 
 class Item(ItemCreate):
