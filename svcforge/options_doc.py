@@ -271,9 +271,10 @@ def render_page(spec: TemplateSpec) -> str:
             "",
         ]
         for question in computed:
-            size = (
-                f" ({len(question.default)} entries)" if isinstance(question.default, list) else ""
-            )
+            value = question.default
+            if question.type in {"yaml", "json"} and isinstance(value, str):
+                value = yaml.safe_load(value)
+            size = f" ({len(value)} entries)" if isinstance(value, list) else ""
             lines.append(f"- `{question.name}`: `{question.type}`{size}")
         lines.append("")
     lines += ["## Template settings", "", "| Setting | Value |", "| --- | --- |"]
