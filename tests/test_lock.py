@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import copier
@@ -29,7 +30,7 @@ from svcforge.envs import find_python, uv
 from svcforge.render import render
 
 from .conftest import Render
-from .support import FRAMEWORKS, PYTHON_VERSIONS, run
+from .support import FRAMEWORKS, PYTHON_VERSIONS, require_tool, run
 
 COMBINATIONS = list(itertools.product(FRAMEWORKS, (True, False), (True, False)))
 IDS = [f"{f}-metrics_{m}-tracing_{t}".lower() for f, m, t in COMBINATIONS]
@@ -139,3 +140,14 @@ def test_copier_update_keeps_the_projects_own_lock(tmp_path: Path) -> None:
     assert "requirements.txt" not in status, status
     assert not list(project.rglob("*.rej")), "copier left a rejected hunk"
     shutil.rmtree(template)
+
+
+def test_make_lock_reproduces_the_shipped_lock(
+    rendered: Render, fresh_copy: Callable[[Path], Path]
+) -> None:
+    """The project's `make lock` and scripts/lock.py run the same command: same file."""
+    project = fresh_copy(rendered(framework="fastapi"))
+    shipped = (project / "requirements.txt").read_text()
+    environ = {**os.environ, "PATH": f"{Path(uv()).parent}{os.pathsep}{os.environ['PATH']}"}
+    run([require_tool("make"), "lock"], project, environ)
+    assert (project / "requirements.txt").read_text() == shipped
