@@ -391,3 +391,79 @@ def test_spans_reach_the_collector_and_match_the_log_lines(
     assert len(access) == 12
     logged = {(record["trace_id"], record["span_id"]) for record in access}
     assert logged == {(span.trace_id, span.span_id) for span in server_spans}
+
+
+# --------------------------------------------------------------------------- #
+# Features off
+# --------------------------------------------------------------------------- #
+#: Words that must not appear anywhere in a project generated without the feature.
+FORBIDDEN = {
+    "metrics": re.compile(r"(?i)prometheus|promtool|/metrics|\bmetrics\b|service_info"),
+    "tracing": re.compile(
+        r"(?i)opentelemetry|\botel|tracing|\btraces?\b|trace_id|span_id|traceparent|\bhttpx\b"
+    ),
+}
+OFF_COMBINATIONS = [
+    pytest.param(framework, metrics, tracing, id=f"{framework}-metrics{metrics}-tracing{tracing}")
+    for framework in FRAMEWORKS
+    for metrics, tracing in ((False, True), (True, False), (False, False))
+]
+
+
+#: Unrelated uses of the words: the HorizontalPodAutoscaler's ``metrics:`` field.
+UNRELATED = re.compile(r"^\s*metrics:\s*$", re.MULTILINE)
+
+
+def project_text(project: Path) -> dict[str, str]:
+    """Every text file of a generated project, by path, except the answers and the lock."""
+    texts = {}
+    for path in sorted(project.rglob("*")):
+        relative = path.relative_to(project).as_posix()
+        if path.is_dir() or relative in {".copier-answers.yml", "requirements.txt"}:
+            continue
+        text = path.read_text()
+        texts[relative] = UNRELATED.sub("", text) if path.name == "hpa.yaml" else text
+    return texts
+
+
+@pytest.mark.parametrize(("framework", "metrics", "tracing"), OFF_COMBINATIONS)
+def test_a_feature_that_is_off_leaves_nothing_behind(
+    rendered: Render,
+    project_env: Callable[[Path, str], Env],
+    framework: str,
+    metrics: bool,
+    tracing: bool,
+) -> None:
+    project = rendered(framework=framework, metrics=metrics, tracing=tracing)
+    off = [name for name, on in (("metrics", metrics), ("tracing", tracing)) if not on]
+    texts = project_text(project)
+    found = [
+        f"{path}: {match.group(0)!r}"
+        for name in off
+        for path, text in texts.items()
+        for match in FORBIDDEN[name].finditer(text)
+    ]
+    assert not found, "\n".join(found)
+    # The lock holds no observability package of a feature that is off (FastAPI itself
+    # depends on opentelemetry-api, which is why the lock is not grepped above).
+    lock = (project / "requirements.txt").read_text()
+    if not metrics:
+        assert "prometheus" not in lock
+    if not tracing:
+        assert not re.search(r"opentelemetry-(sdk|exporter|instrumentation)", lock)
+
+    env = project_env(project, "3.11")
+    environ = env.environ(project)
+    run([env.exe("ruff"), "check", "--no-cache", "."], project, environ)
+    run([env.exe("ruff"), "format", "--check", "--no-cache", "."], project, environ)
+    run([env.exe("mypy"), "--no-incremental", "--cache-dir=/dev/null"], project, environ)
+    result = run(
+        [env.exe("python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, environ
+    )
+    assert " passed" in result.stdout
+    assert "failed" not in result.stdout
+
+    # The on feature still works on its own.
+    texts_joined = "\n".join(texts.values())
+    assert ("prometheus" in texts_joined) == metrics
+    assert ("opentelemetry" in texts_joined) == tracing
