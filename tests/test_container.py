@@ -138,12 +138,14 @@ def test_image_runs_read_only_as_10001_and_stops_cleanly(
         # The root filesystem really is read-only; /tmp is writable.
         probe = container.exec("sh", "-c", "touch /app/x 2>&1 || echo read-only; touch /tmp/x")
         assert "read-only" in probe.stdout
-        # Only the venv and the server configuration: no sources, tests, caches, compiler.
+        # Only the venv and the server configuration: no sources, tests, caches, compiler,
+        # and no installer left in the venv.
         contents = container.exec(
             "sh",
             "-c",
             "ls -A /app; ls -d /src /tests /root/.cache /opt/venv/lib/*/site-packages/tests "
-            "2>/dev/null; command -v gcc cc || true",
+            "/opt/venv/bin/pip /opt/venv/lib/*/site-packages/setuptools 2>/dev/null; "
+            "command -v gcc cc || true",
         ).stdout.split()
         assert contents == ["gunicorn.conf.py"], contents
 
