@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,111 @@ def test_verify_reports_a_broken_combination(tmp_path: Path) -> None:
     assert "ruff check failed" in output
     assert "F401" in output  # the injected unused import, reported with its group
     assert "-> FAILED" in output
+
+
+def _actionlint() -> list[str]:
+    from svcforge.check import Tools, actionlint_command
+
+    from .support import unavailable
+
+    command = actionlint_command(Tools())
+    if command is None:
+        unavailable("actionlint is not installed (bash scripts/ci-tools.sh installs it)")
+    assert command is not None
+    return command
+
+
+def test_template_repo_workflow_verifies_the_matrix_with_svcforge() -> None:
+    workflow = TEMPLATE_ROOT / ".github" / "workflows" / "ci.yml"
+    result = subprocess.run(
+        [*_actionlint(), str(workflow)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = yaml.safe_load(workflow.read_text())["jobs"]
+    plan_steps = " ".join(step.get("run", "") for step in jobs["plan"]["steps"])
+    assert "svcforge matrix --format json" in plan_steps
+    assert jobs["verify"]["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    verify_steps = " ".join(step.get("run", "") for step in jobs["verify"]["steps"])
+    assert '--shard "$SHARD" --verify' in verify_steps
+    assert "scripts/test.sh" in " ".join(step.get("run", "") for step in jobs["tests"]["steps"])
+    # the planned matrix is valid for GitHub: under 256 jobs, every field the jobs use
+    include = json.loads(CliRunner().invoke(app, ["matrix", "--format", "json"]).output)["include"]
+    assert 0 < len(include) <= 256
+    assert all({"shard", "name", "python"} <= set(entry) for entry in include)
+
+
+@pytest.mark.parametrize("kubernetes", [True, False])
+def test_generated_github_workflow(rendered, kubernetes: bool) -> None:
+    project = rendered(framework="fastapi", kubernetes=kubernetes, ci="github")
+    workflow = project / ".github" / "workflows" / "ci.yml"
+    assert not (project / ".gitlab-ci.yml").exists()
+    result = subprocess.run(
+        [*_actionlint(), str(workflow)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = workflow.read_text()
+    jobs = yaml.safe_load(text)["jobs"]
+    runs = "\n".join(step.get("run", "") for job in jobs.values() for step in job["steps"])
+    for command in ("ruff check", "ruff format --check", "mypy", "pytest", "docker build"):
+        assert command in runs, command
+    assert ("manifests" in jobs) is kubernetes
+    if kubernetes:
+        for command in ("kustomize build", "kubernetes-validate", "checkov"):
+            assert command in runs, command
+    else:
+        assert "kustomize" not in text
+        assert "Kubernetes" not in text
+
+
+@pytest.mark.parametrize("kubernetes", [True, False])
+def test_generated_gitlab_pipeline(rendered, kubernetes: bool) -> None:
+    from .support import require_tool
+
+    project = rendered(framework="flask", kubernetes=kubernetes, ci="gitlab")
+    assert not (project / ".github").exists()
+    pipeline = project / ".gitlab-ci.yml"
+    checker = str(Path(sys.executable).parent / "check-jsonschema")
+    if not Path(checker).exists():
+        checker = require_tool("check-jsonschema")
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.gitlab-ci", str(pipeline)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(pipeline.read_text())
+    scripts = "\n".join(
+        line for job in config.values() if isinstance(job, dict) for line in job.get("script", [])
+    )
+    for command in (
+        "ruff check",
+        "ruff format --check",
+        "mypy",
+        "pytest",
+        "docker build",
+        "hadolint",
+    ):
+        assert command in scripts, command
+    assert ("kubernetes-validate" in scripts) is kubernetes
+
+
+def test_no_ci_means_no_workflow(rendered) -> None:
+    project = rendered(framework="fastapi", ci="none", kubernetes=False)
+    assert not (project / ".github").exists()
+    assert not (project / ".gitlab-ci.yml").exists()
+
+
+def test_the_schema_check_can_fail(rendered, tmp_path: Path) -> None:
+    """A GitLab job named like a global keyword is caught (the check is not a rubber stamp)."""
+    project = rendered(framework="flask", kubernetes=False, ci="gitlab")
+    broken = tmp_path / ".gitlab-ci.yml"
+    broken.write_text((project / ".gitlab-ci.yml").read_text() + "\nimage:\n  script: [echo]\n")
+    checker = str(Path(sys.executable).parent / "check-jsonschema")
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.gitlab-ci", str(broken)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
