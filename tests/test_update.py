@@ -341,3 +341,26 @@ def test_pre_commit_catches_conflict_markers_and_rejects(committed_project: Path
     reject = run_hook("no-rejected-hunks")
     assert reject.returncode == 1
     assert "settings.py.rej" in reject.stdout
+
+
+def test_changelog_releases_are_pep440_and_match_the_package_version() -> None:
+    import tomllib
+
+    from packaging.version import Version
+
+    from svcforge import TEMPLATE_ROOT, __version__
+
+    text = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in text
+    headings = re.findall(r"^## \[(\d[^\]]*)\] - (\d{4}-\d{2}-\d{2})$", text, re.MULTILINE)
+    assert headings, "no released version in CHANGELOG.md"
+    versions = [Version(version) for version, _ in headings]
+    assert [str(v) for v in versions] == [version for version, _ in headings], "normalised"
+    assert not any(v.is_prerelease or v.is_devrelease for v in versions)
+    assert versions == sorted(versions, reverse=True)
+    dates = [date for _, date in headings]
+    assert dates == sorted(dates, reverse=True)
+    project = tomllib.loads((TEMPLATE_ROOT / "pyproject.toml").read_text())["project"]
+    assert str(versions[0]) == project["version"] == __version__
+    for version, _ in headings:
+        assert f"\n[{version}]: " in text, f"no link for {version}"
