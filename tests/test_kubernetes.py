@@ -164,9 +164,20 @@ class Manifests:
         return values
 
 
+def cached_tool(name: str) -> str:
+    """``name`` from its own virtual environment made by ci-tools.sh, else PATH."""
+    beside = CACHE_DIR / "tools" / name / "bin" / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    unavailable(f"`{name}` is not installed (bash scripts/ci-tools.sh installs it in .cache/tools)")
+    raise AssertionError("unreachable")
+
+
 def kustomize(directory: Path) -> str:
-    kubectl = require_tool("kubectl")
-    return run([kubectl, "kustomize", str(directory)], cwd=directory).stdout
+    return run([cached_tool("kubectl"), "kustomize", str(directory)], cwd=directory).stdout
 
 
 @pytest.fixture(scope="session")
@@ -387,23 +398,11 @@ def test_operator_objects_match_the_crd_schemas(
 # --------------------------------------------------------------------------- #
 # checkov
 # --------------------------------------------------------------------------- #
-def checkov_executable() -> str:
-    """checkov from its own virtual environment (scripts/ci-tools.sh), else PATH."""
-    candidates = [
-        os.environ.get("SVCFORGE_CHECKOV", ""),
-        str(CACHE_DIR / "tools" / "checkov" / "bin" / "checkov"),
-        shutil.which("checkov") or "",
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return candidate
-    unavailable("checkov is not installed (bash scripts/ci-tools.sh installs it into .cache/tools)")
-    raise AssertionError("unreachable")
 
 
 def checkov(framework: str, files: list[Path]) -> list[dict[str, Any]]:
     """Run checkov offline; its JSON report(s), asserting it exited cleanly."""
-    command = [checkov_executable(), "--framework", framework, "--skip-download", "--compact"]
+    command = [cached_tool("checkov"), "--framework", framework, "--skip-download", "--compact"]
     command += ["--output", "json"]  # not --quiet: the report lists passed checks too
     for path in files:
         command += ["--file", str(path)]
