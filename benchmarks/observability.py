@@ -150,7 +150,13 @@ def start(
     config: Config, project: Path, env: Env, workers: int, work: Path, shm: Path
 ) -> Iterator[Running]:
     port = free_port()
-    extra = {"PORT": str(port), "WEB_CONCURRENCY": str(workers), **config.env}
+    extra = {
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        # No worker recycling mid-run: a restarting worker drops wrk's connections.
+        "GUNICORN_MAX_REQUESTS": "0",
+        **config.env,
+    }
     if config.metrics:
         directory = shm / config.name.replace(" ", "-").replace("%", "pct")
         directory.mkdir(parents=True)
@@ -192,7 +198,7 @@ def wrk(url: str, duration: int, connections: int, threads: int) -> tuple[float,
     )
     out = result.stdout
     if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw errors against {url}:\n{out}")
+        raise RuntimeError(f"wrk saw errors against {url}{ROUTE}:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     value, unit = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\b", out, re.M).groups()  # type: ignore[union-attr]
     p99_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
