@@ -262,7 +262,7 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 # --------------------------------------------------------------------------- #
 def test_no_manifests_without_kubernetes(rendered: Render) -> None:
     project = rendered(framework="fastapi", kubernetes=False)
-    assert not (project / "deploy" / "k8s").exists()
+    assert not (project / "deploy").exists()
     for path in project.rglob("*"):
         if path.is_file() and ".git" not in path.parts:
             text = path.read_text(errors="replace")
