@@ -52,6 +52,8 @@ class Tools:
         directories = list(self.bin_dirs)
         if beside_svcforge:
             directories.append(Path(sys.executable).parent)
+            # tools scripts/ci-tools.sh installs in their own environments (checkov, ...)
+            directories.append(TEMPLATE_ROOT / ".cache" / "tools" / name / "bin")
         for directory in directories:
             candidate = directory / name
             if candidate.exists():
@@ -77,6 +79,38 @@ class Tools:
             return cls([env_dir / "bin"])
         own = project / ".venv" / "bin"
         return cls([own] if own.exists() else [])
+
+
+def install_dev_env(project: Path) -> Path:
+    """Create ``project/.venv`` with the project and its dev extra (uv if available)."""
+    import tomllib
+
+    wanted = tomllib.loads((project / "pyproject.toml").read_text())["project"].get(
+        "requires-python", ""
+    )
+    version = wanted.removeprefix(">=").strip()
+    from .envs import find_python
+
+    python = find_python(version) if version else sys.executable
+    if python is None:
+        raise RuntimeError(f"no Python {version} interpreter found (the project requires it)")
+    venv = project / ".venv"
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    if Path(uv).exists():
+        steps = [
+            [uv, "venv", "-q", "-p", python, str(venv)],
+            [uv, "pip", "install", "-q", "-p", str(venv / "bin" / "python"), "-e", ".[dev]"],
+        ]
+    else:
+        steps = [
+            [python, "-m", "venv", str(venv)],
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-e", ".[dev]"],
+        ]
+    for step in steps:
+        done = subprocess.run(step, cwd=project, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(step)} failed:\n{done.stdout}{done.stderr}")
+    return venv
 
 
 def _run(

@@ -170,16 +170,33 @@ def check(
         Path | None,
         typer.Option(help="Virtual environment with the project's dev dependencies"),
     ] = None,
+    install: Annotated[
+        bool,
+        typer.Option(help="Create PATH/.venv with the project's dev dependencies if missing"),
+    ] = False,
     strict: Annotated[
         bool | None,
         typer.Option(help="Treat a check skipped for lack of a tool as a failure (default: CI)"),
     ] = None,
 ) -> None:
     """Run PATH's verifications: ruff, mypy, pytest, hadolint, manifests, CI workflow."""
-    from .check import Tools, check_project, summary
+    from .check import Tools, check_project, install_dev_env, summary
 
     if not (path / "pyproject.toml").is_file():
         raise fail(f"{path} is not a generated project (no pyproject.toml)")
+    if env is not None and not (env / "bin" / "python").exists():
+        raise fail(f"--env {env} is not a virtual environment (no bin/python)")
+    if env is None and not (path / ".venv" / "bin" / "python").exists():
+        if not install:
+            raise fail(
+                f"{path} has no .venv with its dev dependencies: pass --install to create "
+                "it, or --env DIR to use an existing environment"
+            )
+        typer.echo(f"installing {path}/.venv (the project's dev dependencies)...")
+        try:
+            install_dev_env(path)
+        except RuntimeError as error:
+            raise fail(str(error)) from None
     if strict is None:
         strict = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
     results = check_project(path.resolve(), Tools.for_project(path.resolve(), env))

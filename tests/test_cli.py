@@ -225,10 +225,24 @@ def test_check_kubernetes_tools_are_run_or_reported_skipped(
         assert not ok
         assert "SKIP" in text
     else:
-        names = [r.name for r in results]
-        assert "kustomize deploy/k8s/overlays/prod" in names
+        statuses = {r.name: r.status for r in results}
+        for overlay in ("dev", "prod"):
+            for check in ("kustomize", "schema", "checkov"):
+                name = f"{check} deploy/k8s/overlays/{overlay}"
+                assert statuses.get(name) == "passed", (name, results)
     gitlab = workflow_checks(project, Tools())
     assert [(r.name, r.status) for r in gitlab] == [("gitlab-ci schema", "passed")]
+
+
+def test_check_needs_an_environment_with_the_dev_tools(rendered, tmp_path: Path) -> None:
+    project = tmp_path / "svc"
+    shutil.copytree(rendered(framework="fastapi", kubernetes=False), project)
+    result = runner.invoke(app, ["check", str(project)])
+    assert result.exit_code == 2
+    assert "has no .venv with its dev dependencies: pass --install" in result.output
+    result = runner.invoke(app, ["check", str(project), "--env", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "is not a virtual environment" in result.output
 
 
 def test_check_rejects_a_path_that_is_not_a_project(tmp_path: Path) -> None:
