@@ -364,3 +364,25 @@ def test_changelog_releases_are_pep440_and_match_the_package_version() -> None:
     assert str(versions[0]) == project["version"] == __version__
     for version, _ in headings:
         assert f"\n[{version}]: " in text, f"no link for {version}"
+
+
+def test_every_task_is_copy_only_and_no_formatter_runs() -> None:
+    """Updates render the old and new release in temporary dirs: tasks must not run there."""
+    import yaml
+
+    from svcforge import TEMPLATE_ROOT
+
+    config = yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text())
+    tasks = config.get("_tasks") or []
+    for task in tasks:
+        assert isinstance(task, dict), f"unguarded task: {task!r}"
+        assert task.get("when") == "{{ _copier_operation == 'copy' }}", task
+        command = (
+            " ".join(task["command"]) if isinstance(task["command"], list) else task["command"]
+        )
+        for formatter in ("ruff format", "black", "isort", "prettier", "mv ", "git mv"):
+            assert formatter not in command, f"{formatter!r} in a task: {command}"
+    for migration in config.get("_migrations") or []:
+        assert "version" in migration, (
+            f"a migration without a version runs on every update: {migration}"
+        )
