@@ -386,3 +386,25 @@ def test_every_task_is_copy_only_and_no_formatter_runs() -> None:
         assert "version" in migration, (
             f"a migration without a version runs on every update: {migration}"
         )
+
+
+def test_migrate_hook_renames_only_the_key_and_is_idempotent(tmp_path: Path) -> None:
+    from svcforge import TEMPLATE_ROOT
+
+    answers = tmp_path / ".copier-answers.yml"
+    original = "_commit: v1.0.0\nauthor_email: a@b.example\nauthor_name: T\nnote: author_email\n"
+    answers.write_text(original)
+    hook = [sys.executable, str(TEMPLATE_ROOT / "hooks" / "migrate.py"), "rename-answer"]
+    sh([*hook, "author_email", "owner_email", "--answers-file", str(answers)], tmp_path)
+    assert answers.read_text() == original.replace("author_email: a@b", "owner_email: a@b")
+    migrated = answers.read_text()
+    sh([*hook, "author_email", "owner_email", "--answers-file", str(answers)], tmp_path)
+    assert answers.read_text() == migrated  # second run: nothing to do
+    answers.write_text(migrated + "author_email: c@d.example\n")
+    clash = sh(
+        [*hook, "author_email", "owner_email", "--answers-file", str(answers)],
+        tmp_path,
+        check=False,
+    )
+    assert clash.returncode != 0
+    assert "has both" in clash.stderr
