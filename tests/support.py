@@ -102,17 +102,30 @@ class Server:
 
 @contextlib.contextmanager
 def serve(
-    project: Path, env: Env, workers: int = 2, extra_env: Mapping[str, str] | None = None
+    project: Path,
+    env: Env,
+    workers: int = 2,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    app_uri: str | None = None,
+    port: int | None = None,
+    pythonpath: Path | None = None,
 ) -> Iterator[Server]:
-    """Start the project's production server on a free loopback port; stop it after."""
-    port = free_port()
+    """Start the project's production server on a free loopback port; stop it after.
+
+    ``app_uri`` serves another app under the project's gunicorn.conf.py (e.g. a test
+    wrapper module found on ``pythonpath``).
+    """
+    port = port or free_port()
     environ = env.environ(
         project, PORT=str(port), WEB_CONCURRENCY=str(workers), **dict(extra_env or {})
     )
-    log = project.parent / f"{project.name}-gunicorn-{port}.log"
+    if pythonpath is not None:
+        environ["PYTHONPATH"] = f"{pythonpath}:{environ['PYTHONPATH']}"
+    log = (pythonpath or project.parent) / f"{project.name}-gunicorn-{port}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [env.exe("gunicorn"), "-c", "gunicorn.conf.py"],
+            [env.exe("gunicorn"), "-c", "gunicorn.conf.py", *([app_uri] if app_uri else [])],
             cwd=project,
             env=environ,
             stdout=out,

@@ -28,7 +28,7 @@ from svcforge.envs import Env
 
 from .conftest import Render
 from .otlp_receiver import ReceivedSpan, otlp_receiver
-from .support import FRAMEWORKS, Server, free_port, require_tool, run, serve, wait_http
+from .support import FRAMEWORKS, free_port, require_tool, run, serve, wait_http
 
 SLUG = "my-service"
 PACKAGE = "my_service"
@@ -288,34 +288,6 @@ UPSTREAM_APP = {
 }
 
 
-@contextlib.contextmanager
-def serve_app(
-    project: Path, env: Env, app_uri: str, port: int, pythonpath: Path, extra_env: dict[str, str]
-) -> Iterator[Server]:
-    """``gunicorn -c gunicorn.conf.py <app_uri>``: the project's server with another app."""
-    environ = env.environ(project, PORT=str(port), WEB_CONCURRENCY="2", **extra_env)
-    environ["PYTHONPATH"] = f"{pythonpath}:{environ['PYTHONPATH']}"
-    log = pythonpath / f"gunicorn-{port}.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [env.exe("gunicorn"), "-c", "gunicorn.conf.py", app_uri],
-            cwd=project,
-            env=environ,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    server = Server(process, port, log)
-    try:
-        wait_http(f"{server.url}/healthz", process=process)
-        yield server
-    except BaseException:
-        print(f"--- server log ({log}) ---\n{server.output()}")
-        raise
-    finally:
-        server.stop()
-
-
 def traces(spans: list[ReceivedSpan]) -> dict[str, list[ReceivedSpan]]:
     grouped: dict[str, list[ReceivedSpan]] = {}
     for span in spans:
@@ -347,7 +319,9 @@ def test_spans_reach_the_collector_and_match_the_log_lines(
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
             "UPSTREAM_URL": f"http://127.0.0.1:{port}/api/v1/items/1",
         }
-        with serve_app(project, env, "upstream_app:app", port, tmp_path, extra) as server:
+        with serve(
+            project, env, 2, extra, app_uri="upstream_app:app", port=port, pythonpath=tmp_path
+        ) as server:
             with httpx.Client(base_url=server.url, timeout=10) as client:
                 for index in range(5):
                     assert client.post("/api/v1/items", json={"name": f"n{index}"}).is_success
