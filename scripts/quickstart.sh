@@ -7,7 +7,7 @@ bash scripts/bootstrap.sh
 dest="${1:-my-service}"
 
 if [ ! -f "$dest/.copier-answers.yml" ]; then
-  .venv/bin/svcforge new "$dest" --defaults
+  .venv/bin/svcforge new "$dest" --defaults --vcs-ref HEAD  # this checkout, not the last tag
 fi
 cd "$dest"
 if [ ! -x .venv/bin/gunicorn ]; then
