@@ -335,4 +335,6 @@ def _report(
         f"\nmatrix: {len(rows)} combination(s), {len(groups)} group(s), {passed} passed, "
         f"{len(rows) - passed} failed; {wall:.0f} s wall time -> {'OK' if ok else 'FAILED'}"
     )
+    # The conventional closing line of a test run, alone, for CI log readers.
+    echo(f"matrix: {passed} passed, {len(rows) - passed} failed")
     return ok
