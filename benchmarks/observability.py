@@ -271,10 +271,12 @@ def report(results: dict[str, list[Running]], args: argparse.Namespace, spans: i
         for run in runs:
             raw = ", ".join(f"{r:,.0f}/{p:.1f}" for r, p in zip(run.rps, run.p99_ms, strict=True))
             lines.append(f"- {framework} {run.config.name}: {raw}")
+    load = " / ".join(f"{value:.2f}" for value in os.getloadavg())
     lines += [
         "",
-        "The machine these numbers come from was shared with other jobs while it ran, so "
-        "they are noisy; re-run the command on a quiet machine before relying on them.",
+        f"Load average (1/5/15 min) when the run ended: {load}. Rounds are interleaved, so "
+        "a noisy neighbour hits every configuration alike; compare the ratios, not the "
+        "absolute numbers.",
         "",
     ]
     return "\n".join(lines)
