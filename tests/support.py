@@ -60,6 +60,19 @@ def run(
     return result
 
 
+def check_project(project: Path, env: Env) -> None:
+    """The generated project's own checks: ruff, ruff format --check, strict mypy, pytest."""
+    environ = env.environ(project)
+    run([env.exe("ruff"), "check", "--no-cache", "."], project, environ)
+    run([env.exe("ruff"), "format", "--check", "--no-cache", "."], project, environ)
+    run([env.exe("mypy"), "--no-incremental", "--cache-dir=/dev/null"], project, environ)
+    result = run(
+        [env.exe("python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, environ
+    )
+    assert " passed" in result.stdout
+    assert "failed" not in result.stdout
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

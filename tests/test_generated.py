@@ -10,7 +10,7 @@ import pytest
 from svcforge.envs import Env
 
 from .conftest import Render
-from .support import FRAMEWORKS, PYTHON_VERSIONS, run
+from .support import FRAMEWORKS, PYTHON_VERSIONS, check_project, run
 
 
 @pytest.mark.parametrize("python_version", PYTHON_VERSIONS)
@@ -23,14 +23,8 @@ def test_generated_project_passes_its_own_checks(
 ) -> None:
     project = rendered(framework=framework, python_version=python_version)
     env = project_env(project, python_version)
-    environ = env.environ(project)
-    python = env.exe("python")
-
-    version = run([python, "-c", "import sys; print(sys.version)"], project, environ).stdout
+    version = run(
+        [env.exe("python"), "-c", "import sys; print(sys.version)"], project, env.environ(project)
+    ).stdout
     assert version.startswith(python_version)
-    run([env.exe("ruff"), "check", "--no-cache", "."], project, environ)
-    run([env.exe("ruff"), "format", "--check", "--no-cache", "."], project, environ)
-    run([env.exe("mypy"), "--no-incremental", "--cache-dir=/dev/null"], project, environ)
-    result = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, environ)
-    assert " passed" in result.stdout
-    assert "failed" not in result.stdout
+    check_project(project, env)

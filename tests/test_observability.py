@@ -28,7 +28,7 @@ from svcforge.envs import Env
 
 from .conftest import Render
 from .otlp_receiver import ReceivedSpan, otlp_receiver
-from .support import FRAMEWORKS, free_port, require_tool, run, serve, wait_http
+from .support import FRAMEWORKS, check_project, free_port, require_tool, run, serve, wait_http
 
 SLUG = "my-service"
 PACKAGE = "my_service"
@@ -426,16 +426,7 @@ def test_a_feature_that_is_off_leaves_nothing_behind(
     if not tracing:
         assert not re.search(r"opentelemetry-(sdk|exporter|instrumentation)", lock)
 
-    env = project_env(project, "3.11")
-    environ = env.environ(project)
-    run([env.exe("ruff"), "check", "--no-cache", "."], project, environ)
-    run([env.exe("ruff"), "format", "--check", "--no-cache", "."], project, environ)
-    run([env.exe("mypy"), "--no-incremental", "--cache-dir=/dev/null"], project, environ)
-    result = run(
-        [env.exe("python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, environ
-    )
-    assert " passed" in result.stdout
-    assert "failed" not in result.stdout
+    check_project(project, project_env(project, "3.11"))
 
     # The on feature still works on its own.
     texts_joined = "\n".join(texts.values())
