@@ -71,7 +71,7 @@ BARE_APPS = {
 
 
         @app.get("/api/v1/items")
-        def list_items() -> dict[str, object]:
+        async def list_items() -> dict[str, object]:
             return {"items": [], "total": 0, "limit": 20, "offset": 0}
         """,
     "flask": """
