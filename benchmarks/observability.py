@@ -4,7 +4,10 @@ For each framework, these servers run side by side in one run, all under the gen
 ``gunicorn.conf.py`` with the same worker class and worker count, answering the same
 route (``GET /api/v1/items``, an empty page):
 
-- ``bare``: the smallest app of the framework with that one route (the baseline);
+- ``bare``: the smallest app of the framework serving that route: the same paging
+  parameters (``limit``, ``offset``, range-checked) and the same JSON page, written
+  the same way as the service's handler (``async def`` for FastAPI), and nothing
+  else: no logging, validation library, error handlers, metrics or tracing;
 - ``service``: the generated service with metrics and tracing off (what the rest of
   the service costs: access log, error handlers, validation);
 - ``metrics``: the generated service with metrics only (multiprocess directory in
@@ -60,7 +63,9 @@ TARGETS = {"metrics": 0.85, "metrics+tracing": 0.75, "metrics+tracing 100%": 0.5
 
 BARE_APPS = {
     "fastapi": """
-        from fastapi import FastAPI
+        from typing import Annotated
+
+        from fastapi import FastAPI, Query
 
         app = FastAPI()
 
@@ -71,11 +76,14 @@ BARE_APPS = {
 
 
         @app.get("/api/v1/items")
-        async def list_items() -> dict[str, object]:
-            return {"items": [], "total": 0, "limit": 20, "offset": 0}
+        async def list_items(
+            limit: Annotated[int, Query(ge=1, le=100)] = 20,
+            offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        ) -> dict[str, object]:
+            return {"items": [], "total": 0, "limit": limit, "offset": offset}
         """,
     "flask": """
-        from flask import Flask
+        from flask import Flask, abort, request
 
         app = Flask(__name__)
 
@@ -87,7 +95,11 @@ BARE_APPS = {
 
         @app.get("/api/v1/items")
         def list_items() -> dict[str, object]:
-            return {"items": [], "total": 0, "limit": 20, "offset": 0}
+            limit = request.args.get("limit", 20, type=int)
+            offset = request.args.get("offset", 0, type=int)
+            if not (1 <= limit <= 100 and 0 <= offset <= 1_000_000):
+                abort(422)
+            return {"items": [], "total": 0, "limit": limit, "offset": offset}
         """,
 }
 

@@ -376,8 +376,9 @@ OFF_COMBINATIONS = [
 ]
 
 
-#: Unrelated uses of the words: the HorizontalPodAutoscaler's ``metrics:`` field.
-UNRELATED = re.compile(r"^\s*metrics:\s*$", re.MULTILINE)
+#: Unrelated uses of the words: the HorizontalPodAutoscaler's ``metrics:`` field and
+#: the switch of FastAPI's OpenTelemetry meters in its ``telemetry`` settings.
+UNRELATED = re.compile(r'^\s*(metrics:|"metrics": False,)\s*$', re.MULTILINE)
 
 
 def project_text(project: Path) -> dict[str, str]:
@@ -388,7 +389,7 @@ def project_text(project: Path) -> dict[str, str]:
         if path.is_dir() or relative in {".copier-answers.yml", "requirements.txt"}:
             continue
         text = path.read_text()
-        texts[relative] = UNRELATED.sub("", text) if path.name == "hpa.yaml" else text
+        texts[relative] = UNRELATED.sub("", text) if path.name in {"hpa.yaml", "app.py"} else text
     return texts
 
 
