@@ -345,11 +345,12 @@ def fmt(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
-def excluded_template_files() -> tuple[int, int]:
-    """(files under template/_* directories, all files under template/)."""
-    files = [p for p in (ROOT / "template").rglob("*") if p.is_file()]
-    hidden = [p for p in files if p.relative_to(ROOT / "template").parts[0].startswith("_")]
-    return len(hidden), len(files)
+def template_paths() -> tuple[int, int, int]:
+    """(files, files and directories, path parts) Copier walks and renders under template/."""
+    entries = list((ROOT / "template").rglob("*"))
+    files = sum(1 for p in entries if p.is_file())
+    parts = sum(len(p.relative_to(ROOT / "template").parts) for p in entries)
+    return files, len(entries), parts
 
 
 def where_the_time_goes(by_name: dict[str, Measure]) -> list[str]:
@@ -357,7 +358,7 @@ def where_the_time_goes(by_name: dict[str, Measure]) -> list[str]:
     cold = by_name["floor: Python + import copier, no bytecode cache"].median
     clone = by_name["floor: git clone of the template"].median
     copy = by_name["svcforge copy"].median
-    excluded, total = excluded_template_files()
+    files, entries, parts = template_paths()
     update_ratio = by_name["svcforge update"].median / copy
     ref_update_ratio = by_name["reference update"].median / by_name["reference copy"].median
     return [
@@ -375,12 +376,16 @@ def where_the_time_goes(by_name: dict[str, Measure]) -> list[str]:
         "- Copier renders a YAML list default item by item, as one Jinja template per item."
         " The two computed name lists of `copier.yml` (about 300 names) are therefore"
         " written as YAML text that Copier parses once.",
-        f"- Still paid: Copier walks every file under `template/` and renders its path"
-        f" before applying `_exclude`, so the {excluded} of {total} files that live in"
-        " `template/_variants`, `_partials` and `_locks` (included by other templates,"
-        " never copied) cost path renders on every render. Moving them next to `template/`"
-        " instead of inside it would avoid that; it is a layout change of the template,"
-        " not made here.",
+        f"- Copier walks every path under `template/` ({files} files, {entries} entries)"
+        " and renders it part by part before applying `_exclude`: each of the"
+        f" {parts} path parts costs two Jinja compilations (the part and the answers-file"
+        " path), on every render. Files that are only included (framework variants,"
+        " partials, dependency locks) therefore live in `includes/`, beside `template/`,"
+        " where Copier never walks; inside `template/` they were 68 more entries and 213"
+        " more path parts.",
+        "- Copier also runs `git config --get core.fileMode` once per written file (its"
+        " executable-bit sync, copier-org/copier#2605): one git process per generated"
+        " file, per render; only fewer generated files would avoid it.",
         "- An update renders the template twice more than a copy (the old release with the"
         " old answers, then the new one) and runs git to diff and re-apply the project's"
         f" changes: here it costs {update_ratio:.1f} copies for svcforge and"

@@ -1,4 +1,4 @@
-"""Regenerate the dependency locks the template ships: ``template/_locks/*.txt``.
+"""Regenerate the dependency locks the template ships: ``includes/locks/*.txt``.
 
 A generated project gets ``requirements.txt``: every runtime dependency pinned with
 hashes, resolved for every platform and every Python the project supports
@@ -13,8 +13,9 @@ Usage (from the repository root, after ``bash scripts/bootstrap.sh``)::
     .venv/bin/python scripts/lock.py            # keep current pins where still valid
     .venv/bin/python scripts/lock.py --upgrade  # newest versions allowed by pyproject
 
-Re-run it whenever a dependency changes in ``template/pyproject.toml.jinja`` or a
-``dependencies.toml.jinja`` variant; ``tests/test_lock.py`` fails while a lock is stale.
+Re-run it whenever a dependency changes in ``template/pyproject.toml.jinja`` or in
+``includes/variants/<framework>/*dependencies.toml.jinja``; ``tests/test_lock.py`` fails
+while a lock is stale.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from svcforge.envs import uv  # noqa: E402
 from svcforge.render import isolated_copier_settings, render  # noqa: E402
 
-LOCKS = ROOT / "template" / "_locks"
+LOCKS = ROOT / "includes" / "locks"
 FRAMEWORKS = ("fastapi", "flask")
 # The oldest Python the template offers: a universal lock resolved for
 # requires-python >= 3.11 is valid for every newer version too (markers included).
@@ -90,7 +91,7 @@ def main() -> int:
             changed = (LOCKS / name).read_bytes() != lock.read_bytes()
             shutil.copyfile(lock, LOCKS / name)
             pins = sum(1 for line in lock.read_text().splitlines() if "==" in line)
-            print(f"{'updated' if changed else 'unchanged':9} template/_locks/{name} ({pins} pins)")
+            print(f"{'updated' if changed else 'unchanged':9} includes/locks/{name} ({pins} pins)")
     return 0
 
 

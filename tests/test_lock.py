@@ -88,7 +88,7 @@ def test_lock_satisfies_the_rendered_pyproject(
             if version is None or not requirement.specifier.contains(version, prereleases=True):
                 stale.append(f"Python {python}: {requirement} (lock: {version})")
     assert not stale, (
-        "template/_locks is stale; run `.venv/bin/python scripts/lock.py`:\n" + "\n".join(stale)
+        "includes/locks is stale; run `.venv/bin/python scripts/lock.py`:\n" + "\n".join(stale)
     )
 
 
@@ -127,7 +127,7 @@ def test_copier_update_keeps_the_projects_own_lock(tmp_path: Path) -> None:
     run([*git, "commit", "-q", "-am", "make lock"], project)
 
     # A template release that changes the lock this project started from.
-    for lock in (template / "template" / "_locks").glob("flask*.txt"):
+    for lock in (template / "includes" / "locks").glob("flask*.txt"):
         lock.write_text(lock.read_text() + "# new template lock\n")
     run([*git, "commit", "-q", "-am", "relock"], template)
     run([*git, "tag", "v1.1.0"], template)

@@ -188,7 +188,7 @@ def test_verify_reports_a_broken_combination(tmp_path: Path) -> None:
     from svcforge.tier import snapshot_template
 
     snapshot_template(template)
-    variant = template / "template" / "_variants" / "flask" / "src" / "app.py.jinja"
+    variant = template / "includes" / "variants" / "flask" / "src" / "app.py.jinja"
     variant.write_text(variant.read_text() + "\nimport os\n")  # unused import: ruff + format
     combination = next(
         c

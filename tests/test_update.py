@@ -87,7 +87,11 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
     ignore.write_text(text.replace("\n*.log\n", f"\n*.log\n{FIX_LINE}\n*.prof\n", 1))
     # ...and a renamed question, with the migration that keeps the recorded answer.
     renamed = 0
-    for path in [repo / "copier.yml", *(repo / "template").rglob("*")]:
+    for path in [
+        repo / "copier.yml",
+        *(repo / "template").rglob("*"),
+        *(repo / "includes").rglob("*"),
+    ]:
         if path.is_file():
             content = path.read_text()
             new = re.sub(r"\bauthor_email\b", "owner_email", content)
