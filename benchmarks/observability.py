@@ -248,7 +248,8 @@ def report(results: dict[str, list[Running]], args: argparse.Namespace, spans: i
         f"- OTLP export requests received by the local receiver during the run: {spans}",
         "",
         "Ratios are requests/s (and p99 latency) relative to `bare`, the framework's "
-        "smallest app with the same route under the same server. `service` is the "
+        "smallest app serving the same route (same paging parameters, same JSON page, "
+        "an `async def` handler for FastAPI) under the same server. `service` is the "
         "generated service with metrics and tracing off: the gap between `bare` and "
         "`service` is the rest of the service (access log, error handlers, "
         "validation), not observability.",
