@@ -8,6 +8,9 @@ route (``GET /api/v1/items``, an empty page):
   parameters (``limit``, ``offset``, range-checked) and the same JSON page, written
   the same way as the service's handler (``async def`` for FastAPI), and nothing
   else: no logging, validation library, error handlers, metrics or tracing;
+- ``bare+access log``: ``bare`` plus the smallest JSON access-log line per request
+  (stdlib logging, one ``json.dumps``): the floor every service pays, because the
+  foundation requires one JSON log line per request;
 - ``service``: the generated service with metrics and tracing off (what the rest of
   the service costs: access log, error handlers, validation);
 - ``metrics``: the generated service with metrics only (multiprocess directory in
@@ -59,6 +62,8 @@ from tests.otlp_receiver import Receiver, otlp_receiver  # noqa: E402
 OUTPUT = ROOT / "docs" / "benchmarks" / "observability.md"
 ROUTE = "/api/v1/items"
 PYTHON = "3.11"
+#: Heading of the hand-written analysis that follows the generated table in OUTPUT.
+ANALYSIS = "## What the numbers say"
 TARGETS = {"metrics": 0.85, "metrics+tracing": 0.75, "metrics+tracing 100%": 0.5}
 
 BARE_APPS = {
@@ -104,12 +109,106 @@ BARE_APPS = {
 }
 
 
+#: What one JSON access-log line per request costs on its own: the bare app plus the
+#: smallest stdlib-logging JSON line (method, route, status, duration) per request, which
+#: the foundation requires of every service. Appended to the bare app's module.
+ACCESS_LOG = {
+    "fastapi": """
+
+        import json
+        import logging
+        import sys
+        import time
+
+
+        class JsonLine(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
+                return json.dumps({"level": record.levelname, "message": record.getMessage(),
+                                   **record.fields, "time": record.created})
+
+
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonLine())
+        access = logging.getLogger("access")
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
+
+
+        class AccessLog:
+            def __init__(self, app):
+                self.app = app
+
+            async def __call__(self, scope, receive, send):
+                if scope["type"] != "http":
+                    await self.app(scope, receive, send)
+                    return
+                start = time.perf_counter()
+                status = 500
+
+                async def send_with_status(message):
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                    await send(message)
+
+                try:
+                    await self.app(scope, receive, send_with_status)
+                finally:
+                    fields = {"method": scope["method"], "route": scope["path"], "status": status,
+                              "duration_ms": (time.perf_counter() - start) * 1000}
+                    access.info("request", extra={"fields": fields})
+
+
+        app.add_middleware(AccessLog)
+        """,
+    "flask": """
+
+        import json
+        import logging
+        import sys
+        import time
+
+        from flask import g
+
+
+        class JsonLine(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
+                return json.dumps({"level": record.levelname, "message": record.getMessage(),
+                                   **record.fields, "time": record.created})
+
+
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonLine())
+        access = logging.getLogger("access")
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
+
+
+        @app.before_request
+        def start_timer():
+            g.start = time.perf_counter()
+
+
+        @app.after_request
+        def log_request(response):
+            fields = {"method": request.method, "route": request.path,
+                      "status": response.status_code,
+                      "duration_ms": (time.perf_counter() - g.start) * 1000}
+            access.info("request", extra={"fields": fields})
+            return response
+        """,
+}
+
+
 @dataclass
 class Config:
     name: str
     metrics: bool
     tracing: bool
     bare: bool = False
+    access_log: bool = False
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -117,6 +216,7 @@ def configs(receiver: Receiver, shm: Path) -> list[Config]:
     otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
     return [
         Config("bare", metrics=False, tracing=False, bare=True),
+        Config("bare+access log", metrics=False, tracing=False, bare=True, access_log=True),
         Config("service", metrics=False, tracing=False),
         Config("metrics", metrics=True, tracing=False),
         Config("metrics+tracing", metrics=True, tracing=True, env=otlp),
@@ -177,7 +277,7 @@ def start(
     args = [env.exe("gunicorn"), "-c", "gunicorn.conf.py"]
     if config.bare:
         environ["PYTHONPATH"] = f"{work}:{environ['PYTHONPATH']}"
-        args.append("bare_app:app")
+        args.append("bare_log_app:app" if config.access_log else "bare_app:app")
     log = work / f"{config.name.replace(' ', '_').replace('%', 'pct')}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(args, cwd=project, env=environ, stdout=out, stderr=out)
@@ -252,7 +352,9 @@ def report(results: dict[str, list[Running]], args: argparse.Namespace, spans: i
         "an `async def` handler for FastAPI) under the same server. `service` is the "
         "generated service with metrics and tracing off: the gap between `bare` and "
         "`service` is the rest of the service (access log, error handlers, "
-        "validation), not observability.",
+        "validation), not observability. `bare+access log` is `bare` plus the smallest "
+        "JSON access-log line per request (stdlib logging, one `json.dumps`): the floor "
+        "for any service that logs one JSON line per request, as the foundation requires.",
         "",
         "| Framework | Configuration | Requests/s | p99 (ms) | Requests/s vs bare "
         "| p99 vs bare | Requests/s vs service | Target (vs bare) |",
@@ -317,8 +419,10 @@ def main() -> int:
         receiver = stack.enter_context(otlp_receiver(decode_spans=False))
         for framework in args.frameworks.split(","):
             (work / framework).mkdir()
-            (work / framework / "bare_app.py").write_text(
-                textwrap.dedent(BARE_APPS[framework]).lstrip()
+            bare = textwrap.dedent(BARE_APPS[framework]).lstrip()
+            (work / framework / "bare_app.py").write_text(bare)
+            (work / framework / "bare_log_app.py").write_text(
+                bare + textwrap.dedent(ACCESS_LOG[framework])
             )
             runs = []
             for config in configs(receiver, shm):
@@ -358,6 +462,9 @@ def main() -> int:
         spans = receiver.requests
 
     text = report(results, args, spans)
+    # The hand-written analysis below the table survives a re-run; update it by hand.
+    if OUTPUT.exists() and ANALYSIS in (previous := OUTPUT.read_text()):
+        text += "\n" + previous[previous.index(ANALYSIS) :]
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(text)
     print(text)
