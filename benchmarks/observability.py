@@ -274,7 +274,11 @@ def start(
         directory.mkdir(parents=True)
         extra["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     environ = env.environ(project, **extra)
-    args = [env.exe("gunicorn"), "-c", "gunicorn.conf.py"]
+    # A socket per worker (SO_REUSEPORT) for every configuration alike: wrk opens all its
+    # connections at once, and on one shared socket the worker that wakes first can take
+    # them all while the other idles. The generated config shares one socket on purpose
+    # (a restarting worker then refuses nothing; docs/operations.md).
+    args = [env.exe("gunicorn"), "-c", "gunicorn.conf.py", "--reuse-port"]
     if config.bare:
         environ["PYTHONPATH"] = f"{work}:{environ['PYTHONPATH']}"
         args.append("bare_log_app:app" if config.access_log else "bare_app:app")
@@ -343,7 +347,8 @@ def report(results: dict[str, list[Running]], args: argparse.Namespace, spans: i
         f"- Machine: {machine()}; Python {PYTHON} for the services",
         f"- Load: wrk -t{args.threads} -c{args.connections} -d{args.duration}s "
         f"`GET {ROUTE}`, {args.rounds} interleaved rounds, median shown",
-        f"- Servers: the generated `gunicorn.conf.py`, {args.workers} workers each; "
+        f"- Servers: the generated `gunicorn.conf.py`, {args.workers} workers each, plus "
+        "`--reuse-port` so that wrk's connections reach every worker; "
         "the metrics directory in /dev/shm",
         f"- OTLP export requests received by the local receiver during the run: {spans}",
         "",
