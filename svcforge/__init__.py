@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Root of the template repository (where copier.yml lives).
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
