@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,6 +116,13 @@ def test_endpoints_and_errors_over_http(service: tuple[str, Path, Env]) -> None:
             "thrift",
             "configuration error: OTEL_EXPORTER_OTLP_PROTOCOL must be",
         ),
+        # Read by the OpenTelemetry SDK as it is imported.
+        ("OTEL_PROPAGATORS", "bogus", "configuration error: Propagator bogus not found"),
+        (
+            "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+            "abc",
+            "configuration error: OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT must be",
+        ),
     ],
 )
 def test_bad_setting_stops_start_up_with_one_line(
@@ -160,25 +168,61 @@ def test_fuzzed_requests_match_the_openapi_document(service: tuple[str, Path, En
     assert "Traceback" not in server.output()
 
 
-def test_worker_restarts_refuse_no_connection(service: tuple[str, Path, Env]) -> None:
-    """A worker recycled by GUNICORN_MAX_REQUESTS: requests meanwhile wait, none is refused.
+def test_flask_worker_restarts_lose_no_request(
+    rendered: Render, project_env: Callable[[Path, str], Env]
+) -> None:
+    """The only Flask worker recycled every 10 requests, under concurrent requests: none lost.
 
     The master holds the one listening socket, so a connection that arrives while the
-    only worker restarts waits in the backlog for the next worker. With Gunicorn's
+    worker restarts waits in the backlog for the next one. With Gunicorn's
     ``reuse_port`` (a socket per worker) about one request in five was refused here.
     """
-    _, project, env = service
+    project = rendered(framework="flask")
+    env = project_env(project, "3.11")
     recycle = {"GUNICORN_MAX_REQUESTS": "10", "GUNICORN_MAX_REQUESTS_JITTER": "0"}
     failures: list[str] = []
-    with serve(project, env, workers=1, extra_env=recycle) as server:
-        for _ in range(40):  # a fresh connection each, across three restarts
+
+    def client(url: str) -> None:
+        for _ in range(15):  # a fresh connection each
             try:
-                response = httpx.get(f"{server.url}/api/v1/items", timeout=30)
+                response = httpx.get(f"{url}/api/v1/items", timeout=30)
             except httpx.TransportError as error:
                 failures.append(repr(error))
             else:
                 if response.status_code != 200:
                     failures.append(f"status {response.status_code}")
+
+    with serve(project, env, workers=1, extra_env=recycle) as server:
+        clients = [threading.Thread(target=client, args=(server.url,)) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
         output = server.output()
     assert not failures, failures
     assert output.count("Booting worker with pid") >= 4, output
+
+
+def test_worker_recycling_and_socket_defaults(service: tuple[str, Path, Env]) -> None:
+    """Flask recycles workers; FastAPI does not, because a Uvicorn worker that reaches
+    max_requests resets connections it has accepted but not answered. Neither gives
+    workers sockets of their own (``reuse_port``)."""
+    framework, project, env = service
+    environ = env.environ(project)
+    for name in ("GUNICORN_MAX_REQUESTS", "GUNICORN_MAX_REQUESTS_JITTER"):
+        environ.pop(name, None)
+    result = subprocess.run(
+        [env.exe("gunicorn"), "-c", "gunicorn.conf.py", "--print-config"],
+        cwd=project,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    config = {
+        name.strip(): value.strip()
+        for name, _, value in (line.partition("=") for line in result.stdout.splitlines())
+    }
+    assert config["max_requests"] == {"fastapi": "0", "flask": "10000"}[framework]
+    assert config["reuse_port"] == "False"
