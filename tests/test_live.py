@@ -145,6 +145,32 @@ def test_bad_setting_stops_start_up_with_one_line(
     assert "Traceback" not in output
 
 
+def test_otel_value_only_the_sdk_checks_stops_the_server_once(
+    service: tuple[str, Path, Env],
+) -> None:
+    """A batching value the SDK rejects in each worker: one line, exit 3, no restart loop."""
+    _, project, env = service
+    bad = {
+        "OTEL_BSP_MAX_QUEUE_SIZE": "0",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "WEB_CONCURRENCY": "2",
+    }
+    result = subprocess.run(
+        [env.exe("gunicorn"), "-c", "gunicorn.conf.py"],
+        cwd=project,
+        env=env.environ(project, **bad),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 3, output
+    assert "configuration error: max_queue_size must be a positive integer" in output
+    assert "Traceback" not in output
+    assert output.count("Booting worker with pid") <= 2, output
+
+
 def test_fuzzed_requests_match_the_openapi_document(service: tuple[str, Path, Env]) -> None:
     """schemathesis: every documented operation, all checks, against the real server."""
     _, project, env = service
