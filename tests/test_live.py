@@ -227,28 +227,3 @@ def test_flask_worker_restarts_lose_no_request(
         output = server.output()
     assert not failures, failures
     assert output.count("Booting worker with pid") >= 4, output
-
-
-def test_worker_recycling_and_socket_defaults(service: tuple[str, Path, Env]) -> None:
-    """Flask recycles workers; FastAPI does not, because a Uvicorn worker that reaches
-    max_requests resets connections it has accepted but not answered. Neither gives
-    workers sockets of their own (``reuse_port``)."""
-    framework, project, env = service
-    environ = env.environ(project)
-    for name in ("GUNICORN_MAX_REQUESTS", "GUNICORN_MAX_REQUESTS_JITTER"):
-        environ.pop(name, None)
-    result = subprocess.run(
-        [env.exe("gunicorn"), "-c", "gunicorn.conf.py", "--print-config"],
-        cwd=project,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    config = {
-        name.strip(): value.strip()
-        for name, _, value in (line.partition("=") for line in result.stdout.splitlines())
-    }
-    assert config["max_requests"] == {"fastapi": "0", "flask": "10000"}[framework]
-    assert config["reuse_port"] == "False"

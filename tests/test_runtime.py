@@ -102,6 +102,11 @@ def test_documented_server_variables_drive_gunicorn(
     assert int(defaults["max_requests_jitter"]) > 0
     worker = "uvicorn_worker.UvicornWorker" if framework == "fastapi" else "gthread"
     assert defaults["worker_class"] == worker
+    # FastAPI workers are not recycled: a Uvicorn worker that reaches max_requests resets
+    # connections it has accepted but not answered. Flask's gthread workers lose none.
+    assert defaults["max_requests"] == ("0" if framework == "fastapi" else "10000")
+    # One listening socket held by the master: a restarting worker refuses nothing.
+    assert defaults["reuse_port"] == "False"
     # A value that is not an integer stops the server with a one-line message.
     bad = subprocess.run(
         [env.exe("gunicorn"), "-c", "gunicorn.conf.py", "--print-config"],
